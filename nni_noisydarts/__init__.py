@@ -1,0 +1,1 @@
+"""NoisyDARTS for NNI 3.0."""

@@ -1,0 +1,1 @@
+"""The DARTS cell search space: candidate ops, genotypes, the supernet and the evaluation network."""
