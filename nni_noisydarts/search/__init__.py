@@ -1,0 +1,1 @@
+"""The search loop: NNI experiment set-up, per-epoch records, checkpoints and resume."""

@@ -1,0 +1,31 @@
+"""Shared fixtures. Tests that read real images find them through ``NOISYDARTS_DATA`` and skip without it."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+DATA_ENV = "NOISYDARTS_DATA"
+
+
+@pytest.fixture(scope="session")
+def data_root() -> Path:
+    """The folder named by ``NOISYDARTS_DATA`` (it contains ``cifar10-jpeg`` and ``tiny-coco``)."""
+    value = os.environ.get(DATA_ENV)
+    if not value:
+        pytest.skip(f"{DATA_ENV} is not set; point it at the folder that contains cifar10-jpeg to run data tests")
+    root = Path(value)
+    if not root.is_dir():
+        pytest.skip(f"{DATA_ENV}={value!r} is not a folder")
+    return root
+
+
+@pytest.fixture(scope="session")
+def cifar_root(data_root: Path) -> Path:
+    """CIFAR-10 as ImageFolder JPEGs: ``train/<class>/*.jpg`` and ``test/<class>/*.jpg``."""
+    root = data_root / "cifar10-jpeg"
+    if not (root / "train").is_dir() or not (root / "test").is_dir():
+        pytest.skip(f"no CIFAR-10 JPEG folders under {root}; expected train/ and test/")
+    return root
