@@ -42,6 +42,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # NNI attaches its own console handler; without this every NNI line would print twice.
+    logging.getLogger("nni").propagate = False
 
     try:
         return int(args.func(args) or 0)

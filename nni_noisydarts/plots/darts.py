@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Dict, List, Sequence
+from typing import Dict, List
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -85,15 +85,24 @@ def plot_skip_counts(history: List[dict], path: Path) -> Path:
 
 
 def _node_positions(steps: int) -> Dict[str, tuple]:
-    positions = {"c_{k-2}": (0.0, 0.75), "c_{k-1}": (0.0, 0.25)}
+    positions = {"c_{k-2}": (0.0, 1.0), "c_{k-1}": (0.0, 0.0)}
     for index in range(steps):
-        positions[str(index)] = (1.0 + index * 0.9, 0.9 - index * (0.8 / max(steps - 1, 1)))
-    positions["c_{k}"] = (1.9 + (steps - 1) * 0.9, 0.5)
+        positions[str(index)] = (1.2 + index * 1.1, 0.5 + (0.32 if index % 2 == 0 else -0.32))
+    positions["c_{k}"] = (2.4 + (steps - 1) * 1.1, 0.5)
     return positions
 
 
 def _node_name(node: int) -> str:
     return {0: "c_{k-2}", 1: "c_{k-1}"}.get(node, str(node - 2))
+
+
+def _arc_midpoint(axis, start, end, bend: float) -> tuple:
+    """Midpoint of matplotlib's ``arc3`` curve between two data points, which bends in display space."""
+    to_display = axis.transData
+    p1, p2 = to_display.transform(start), to_display.transform(end)
+    dx, dy = p2 - p1
+    middle = (p1 + p2) / 2 + 0.5 * bend * np.array([dy, -dx])
+    return tuple(to_display.inverted().transform(middle))
 
 
 def plot_cell(genotype: Genotype, cell_type: str, path: Path) -> Path:
@@ -103,42 +112,35 @@ def plot_cell(genotype: Genotype, cell_type: str, path: Path) -> Path:
     steps = len(edges) // 2
     positions = _node_positions(steps)
 
-    figure, axis = plt.subplots(figsize=(3.0 + 1.6 * steps, 4.2))
+    figure, axis = plt.subplots(figsize=(3.0 + 1.9 * steps, 4.6))
+    xs = [x for x, _ in positions.values()]
+    axis.set_xlim(min(xs) - 0.5, max(xs) + 0.5)
+    axis.set_ylim(-0.25, 1.25)
+    axis.axis("off")
+
     for index, (op, source) in enumerate(edges):
         start = positions[_node_name(source)]
         end = positions[str(index // 2)]
-        bend = 0.25 if index % 2 else -0.25
+        bend = 0.18 if index % 2 else -0.18
         axis.annotate("", xy=end, xytext=start, arrowprops=dict(
             arrowstyle="-|>", color=OP_COLOURS[op], linewidth=2, connectionstyle=f"arc3,rad={bend}",
-            shrinkA=16, shrinkB=16))
-        middle = ((start[0] + end[0]) / 2, (start[1] + end[1]) / 2 + bend * 0.12)
-        axis.text(*middle, op, fontsize=8, color=OP_COLOURS[op], ha="center", va="center",
-                  bbox=dict(boxstyle="round,pad=0.15", facecolor="white", edgecolor="none", alpha=0.85))
+            shrinkA=15, shrinkB=15))
+        axis.text(*_arc_midpoint(axis, start, end, bend), op, fontsize=8, color=OP_COLOURS[op], ha="center",
+                  va="center", bbox=dict(boxstyle="round,pad=0.15", facecolor="white", edgecolor="none", alpha=0.9))
 
     for node in concat:
         axis.annotate("", xy=positions["c_{k}"], xytext=positions[str(node - 2)], arrowprops=dict(
-            arrowstyle="-|>", color="0.6", linewidth=1, linestyle="--", shrinkA=16, shrinkB=16))
+            arrowstyle="-|>", color="0.6", linewidth=1, linestyle="--", shrinkA=15, shrinkB=15))
 
     for name, (x, y) in positions.items():
-        colour = "#9ecae1" if name.startswith("c_") else "#fdd49e"
-        label = f"${name}$" if name.startswith("c_") else name
-        axis.text(x, y, label, ha="center", va="center", fontsize=11,
-                  bbox=dict(boxstyle="circle,pad=0.4" if not name.startswith("c_") else "round,pad=0.4",
-                            facecolor=colour, edgecolor="0.3"))
+        is_cell_output = name.startswith("c_")
+        axis.text(x, y, f"${name}$" if is_cell_output else name, ha="center", va="center", fontsize=11,
+                  bbox=dict(boxstyle="round,pad=0.4" if is_cell_output else "circle,pad=0.4",
+                            facecolor="#9ecae1" if is_cell_output else "#fdd49e", edgecolor="0.3"))
 
-    xs = [x for x, _ in positions.values()]
-    axis.set_xlim(min(xs) - 0.4, max(xs) + 0.4)
-    axis.set_ylim(-0.05, 1.05)
-    axis.axis("off")
     skips = sum(op == "skip_connect" for op, _ in edges)
-    axis.set_title(f"Derived {cell_type} cell ({skips} skip connections)")
+    axis.set_title(f"Derived {cell_type} cell ({skips} skip connection{'' if skips == 1 else 's'})")
     figure.tight_layout()
     figure.savefig(path, dpi=110)
     plt.close(figure)
     return path
-
-
-def weights_table(record: dict, cell_type: str, steps: int = 4, primitives: Sequence[str] = PRIMITIVES) -> np.ndarray:
-    """Softmax weights of one epoch record as an ``(edges, candidates)`` matrix."""
-    return np.asarray([[record["weights"][edge_label(cell_type, n, s)][op] for op in primitives]
-                       for n, s in edge_index(steps)])

@@ -93,7 +93,7 @@ def run_search(config: SearchConfig, on_epoch_end: Optional[Callable[[dict], Non
     adapter = get_adapter(config.space)
 
     # Data: the training set halves into search-train (weights) and search-val (alphas).
-    train_set = adapter.load_train_set(config)
+    train_set = adapter.load_train_set(config)  # before build_space: it fixes the number of classes
     search_train, search_val = datasets.search_split(train_set, seed=config.seed, subset=config.subset)
     logger.info("search on %d images: %d search-train, %d search-val",
                 len(search_train) + len(search_val), len(search_train), len(search_val))
