@@ -35,6 +35,9 @@ def add_parser(subparsers) -> None:
     arch.add_argument("--genotype", metavar="NAME|FILE|STRING",
                       help=f"DARTS genotype: a zoo name ({', '.join(genotype_names())}), a .txt or .json file, "
                            "or the text form 'Genotype(normal=[...], ...)' (default: the preset's)")
+    arch.add_argument("--choices", metavar="FILE|STRING",
+                      help="19 MobileNetV2-space layer choices: a choices.txt/.json file written by "
+                           "'noisydarts search --space mobilenetv2', or the names themselves ('e6_k3 e3_k3 ...')")
     arch.add_argument("--model", metavar="NAME",
                       help="registered model name; 'noisydarts profile --list' shows them (default: the preset's)")
     parser.add_argument("--preset", default="darts-paper", choices=preset_names(),
@@ -93,12 +96,27 @@ def resolve_genotype(value: str) -> str:
     return format_genotype(load_genotype_argument(value))
 
 
+def resolve_choices(value: str) -> str:
+    """Return the text form of MobileNetV2 choices given as a file or as text; raise ChoicesError when malformed."""
+    from ..mobilenetv2.choices import MobileNetV2Choices
+
+    path = Path(value).expanduser()
+    if value.lower().endswith((".txt", ".json")):
+        if not path.is_file():
+            raise UsageError(f"--choices file {value!r} not found; pass an existing choices.txt/.json or the names")
+        value = path.read_text()
+    return MobileNetV2Choices.parse(value).to_text()
+
+
 def run(args: argparse.Namespace) -> int:
     overrides = {field: getattr(args, option) for option, field in OVERRIDES.items()}
     if args.genotype is not None:
         overrides["genotype"] = resolve_genotype(args.genotype)
     if args.model is not None:
         overrides["model"] = args.model
+    if args.choices is not None:
+        overrides["model"] = "mobilenetv2-choices"
+        overrides["choices"] = resolve_choices(args.choices)
     if args.data_root is not None and not Path(args.data_root).expanduser().is_dir():
         raise UsageError(f"--data-root {args.data_root!r} not found; pass an existing data set folder")
 

@@ -22,6 +22,8 @@ class TrainConfig:
     # and ``model`` (a name registered in nni_noisydarts.zoo).
     genotype: Optional[str] = None
     model: Optional[str] = None
+    # The 19 MobileNetV2-space choices as text, for ``model="mobilenetv2-choices"``.
+    choices: Optional[str] = None
     width: int = 36
     cells: int = 20
     width_mult: Optional[float] = None

@@ -72,7 +72,7 @@ def _registry_arguments(config: TrainConfig, num_classes: int) -> dict:
     optional = {
         "width": (config.width, 36), "cells": (config.cells, 20), "width_mult": (config.width_mult, None),
         "dropout": (config.dropout, 0.0), "drop_connect_rate": (config.drop_connect_rate, 0.0),
-        "auxiliary": (config.aux_weight > 0, False),
+        "auxiliary": (config.aux_weight > 0, False), "choices": (config.choices, None),
     }
     for name, (value, default) in optional.items():
         if name in accepted:
