@@ -12,7 +12,7 @@ from typing import Callable, Dict
 import torch
 from torch import nn
 
-#: The seven candidates of the paper's search space, in a fixed order. The
+#: The seven candidates of the NoisyDARTS (Chu et al.) DARTS-space search, in a fixed order. The
 #: DARTS ``none`` (zero) candidate is left out on purpose.
 PRIMITIVES = (
     "max_pool_3x3",

@@ -10,12 +10,9 @@ An output folder of a run contains:
 
 from __future__ import annotations
 
-import json
 import logging
-import os
 import random
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Dict, List, Optional, Union
@@ -26,6 +23,7 @@ from torch import nn
 from tqdm import tqdm
 
 from ..checkpoint import load_weights, save_checkpoint
+from ..io import format_duration, write_json_atomic
 from ..profiling import count_parameters
 from .config import TrainConfig
 from .datasets import build_datasets, build_loaders
@@ -79,19 +77,6 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
-
-
-def write_json_atomic(path: Path, payload: dict) -> None:
-    """Write ``payload`` as JSON through a temporary file and a rename, so readers never see half a file."""
-    descriptor, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(descriptor, "w") as handle:
-            json.dump(payload, handle, indent=2)
-            handle.write("\n")
-        os.replace(temp_name, path)
-    except BaseException:
-        Path(temp_name).unlink(missing_ok=True)
-        raise
 
 
 def compute_loss(output, targets: torch.Tensor, criterion: nn.Module, aux_weight: float):
@@ -166,13 +151,6 @@ def describe_arch(arch: dict) -> str:
     return f"{arch.get('model') or arch.get('genotype')} ({options})"
 
 
-def _format_duration(seconds: float) -> str:
-    seconds = int(round(seconds))
-    hours, rest = divmod(seconds, 3600)
-    minutes, seconds = divmod(rest, 60)
-    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{seconds:02d}s"
-
-
 def run_training(config: TrainConfig, output_dir: Union[str, Path], resume: Optional[Union[str, Path]] = None,
                  overwrite: bool = False) -> dict:
     """Train the network of ``config``, writing checkpoints and results to ``output_dir``; return the results.
@@ -242,7 +220,7 @@ def run_training(config: TrainConfig, output_dir: Union[str, Path], resume: Opti
             if "test_accuracy" in record else ""
         logger.info("epoch %d/%d: train loss %.4f, train acc %.2f%%%s, lr %.5f, %s, ETA %s",
                     epoch + 1, config.epochs, record["train_loss"], 100 * record["train_accuracy"], test_text,
-                    record["lr"], _format_duration(time.monotonic() - epoch_started), _format_duration(remaining))
+                    record["lr"], format_duration(time.monotonic() - epoch_started), format_duration(remaining))
 
     if not metrics:
         # Resumed from a checkpoint of the last epoch: nothing was trained, so evaluate it now.
