@@ -20,6 +20,7 @@ from typing import Iterable, List, Optional
 from nni.nas.nn.pytorch import LayerChoice
 from nni.nas.oneshot.pytorch.differentiable import DartsLightningModule
 from nni.nas.oneshot.pytorch.strategy import DARTS
+from nni.nas.oneshot.pytorch.supermodule.differentiable import DifferentiableMixedCell
 from torch import nn
 
 from .noise import NoiseConfig, NoisySkip
@@ -34,24 +35,37 @@ def _is_skip(name: str, candidate: nn.Module, skip_names: Iterable[str]) -> bool
     return name in skip_names or isinstance(candidate, nn.Identity)
 
 
+def _candidate_containers(supernet: nn.Module) -> List[nn.Module]:
+    """Return the modules whose children are searchable candidates.
+
+    These are ``LayerChoice`` modules (NNI's mixed layers derive from it) and the per-edge
+    ``ModuleDict`` of NNI's differentiable ``Cell``. Fixed layers elsewhere, an ``nn.Identity``
+    in a plain ``ModuleDict`` included, are not candidates and get no noise.
+    """
+    containers = []
+    for module in supernet.modules():
+        if isinstance(module, LayerChoice):
+            containers.append(module)
+        elif isinstance(module, DifferentiableMixedCell):
+            containers.extend(edge for edge in module.ops.modules() if isinstance(edge, nn.ModuleDict))
+    return containers
+
+
 def wrap_skip_candidates(supernet: nn.Module, config: NoiseConfig,
                          skip_names: Iterable[str] = SKIP_NAMES) -> List[NoisySkip]:
     """Wrap every skip candidate of ``supernet`` in ``NoisySkip`` in place and return the wrappers.
 
-    Candidates are the named children of ``LayerChoice`` modules (NNI's mixed layers derive
-    from it) and of the ``ModuleDict`` edges inside NNI's differentiable ``Cell``.
-    Candidates already wrapped are left as they are.
+    A skip candidate has a name in ``skip_names`` or is an ``nn.Identity``. Candidates that are
+    already wrapped are left as they are.
     """
     skip_names = tuple(skip_names)
     wrapped = []
-    for module in list(supernet.modules()):
-        if not isinstance(module, (LayerChoice, nn.ModuleDict)):
-            continue
-        for name, candidate in list(module.named_children()):
+    for container in _candidate_containers(supernet):
+        for name, candidate in list(container.named_children()):
             if isinstance(candidate, NoisySkip) or not _is_skip(name, candidate, skip_names):
                 continue
             noisy = NoisySkip(candidate, config)
-            module._modules[name] = noisy
+            container._modules[name] = noisy
             wrapped.append(noisy)
     return wrapped
 

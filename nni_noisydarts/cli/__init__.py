@@ -10,7 +10,12 @@ import argparse
 import importlib
 import logging
 import sys
+import warnings
 from typing import List, Optional
+
+# NNI 3.0 warns once per torch 2.14 class it does not know (Buffer, LinearCrossEntropyOptions)
+# when it is imported. The warning is harmless here and would bury the command's own output.
+warnings.filterwarnings("ignore", message=r".*is found to be not a nn\.Module.*", category=RuntimeWarning)
 
 SUBCOMMAND_MODULES = ("search", "train", "profile", "trial")
 

@@ -170,6 +170,14 @@ def parse_genotype(text: str, primitives: Sequence[str] = PRIMITIVES) -> Genotyp
     return genotype_from_dict(fields, primitives)
 
 
+def _range_literal(match: re.Match) -> str:
+    start, stop = int(match.group(1)), int(match.group(2))
+    # A cell concatenates at most its intermediate nodes; 64 is far above any DARTS cell.
+    if not 0 < stop - start <= 64:
+        raise GenotypeError(f"invalid concat range({start}, {stop}); expected intermediate nodes such as range(2, 6)")
+    return repr(list(range(start, stop)))
+
+
 def _parse_text_fields(text: str) -> dict:
     match = re.fullmatch(r"(?:Genotype)?\s*\((.*)\)", text, flags=re.DOTALL)
     if match is None:
@@ -180,11 +188,13 @@ def _parse_text_fields(text: str) -> dict:
 
     # range(a, b) is the only call allowed in the text form; turn it into a list literal
     # so the rest can be read safely with ast.literal_eval.
-    body = _RANGE.sub(lambda m: repr(list(range(int(m.group(1)), int(m.group(2))))), match.group(1))
+    body = _RANGE.sub(_range_literal, match.group(1))
     try:
         call = ast.parse(f"f({body})", mode="eval").body
+        if not isinstance(call, ast.Call):
+            raise ValueError("unexpected text after the closing bracket")
         fields = {keyword.arg: ast.literal_eval(keyword.value) for keyword in call.keywords}
-    except (SyntaxError, ValueError) as error:
+    except (SyntaxError, ValueError, TypeError) as error:
         raise GenotypeError(f"malformed genotype {text[:60]!r}: {error}") from None
     if call.args or any(name is None for name in fields):
         raise GenotypeError("genotype fields must be given by name: normal=, normal_concat=, reduce=, reduce_concat=")
@@ -242,6 +252,8 @@ def _validate_concat(name: str, concat, steps: int) -> range:
     values = list(concat) if isinstance(concat, (list, tuple, range)) else None
     if values is None or not values or any(not isinstance(v, int) or not 2 <= v < steps + 2 for v in values):
         raise GenotypeError(f"{name} must list intermediate nodes in 2..{steps + 1}, got {concat!r}")
+    if len(set(values)) != len(values):
+        raise GenotypeError(f"{name} lists a node twice: {concat!r}; each intermediate node is concatenated once")
     if values == list(range(values[0], values[-1] + 1)):
         return range(values[0], values[-1] + 1)
     return tuple(values)

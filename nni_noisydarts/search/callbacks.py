@@ -104,6 +104,10 @@ class SearchRecorder(pl.Callback):
         self.started = time.monotonic()
         self.first_epoch = trainer.current_epoch
 
+    def on_train_epoch_start(self, trainer, pl_module):
+        # The scheduler steps at the end of the epoch, so read the rate the epoch trains with now.
+        self.epoch_learning_rate = trainer.optimizers[0].param_groups[0]["lr"]
+
     def on_train_epoch_end(self, trainer, pl_module):
         probs = pl_module.export_probs()
         architecture = self.adapter.derive(probs)
@@ -111,7 +115,7 @@ class SearchRecorder(pl.Callback):
 
         record = {
             "epoch": trainer.current_epoch,
-            "learning_rate": trainer.optimizers[0].param_groups[0]["lr"],
+            "learning_rate": self.epoch_learning_rate,
             "noise_scale": skips[0].scale if skips else None,
             **pl_module.training_module.epoch_summary(),
             "architecture": self.adapter.to_text(architecture),
