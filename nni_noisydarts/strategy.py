@@ -17,6 +17,10 @@ from __future__ import annotations
 import logging
 from typing import Iterable, List, Optional
 
+# NNI 3.0 has an import cycle: importing nni.nas.oneshot.pytorch.strategy before nni.nas.strategy
+# leaves nni.nas.strategy.DARTS as a placeholder that fails. Importing nni.nas.strategy first keeps
+# NNI's own DARTS usable next to this module.
+import nni.nas.strategy  # noqa: F401  (import order, see above)
 from nni.nas.nn.pytorch import LayerChoice
 from nni.nas.oneshot.pytorch.differentiable import DartsLightningModule
 from nni.nas.oneshot.pytorch.strategy import DARTS

@@ -127,7 +127,7 @@ def test_space_rejects_invalid_activation():
 
 def test_darts_mutation_alphas():
     from nni.nas.oneshot.pytorch.supermodule.differentiable import DifferentiableMixedLayer
-    from nni.nas.strategy import DARTS
+    from nni.nas.oneshot.pytorch.strategy import DARTS
 
     supernet = DARTS().mutate_model(MobileNetV2Space(num_classes=10, width_mult=0.25))
     mixed = [module for module in supernet.modules() if isinstance(module, DifferentiableMixedLayer)]
@@ -139,7 +139,7 @@ def test_darts_mutation_alphas():
 
 def test_darts_supernet_backward_and_export():
     from nni.nas.oneshot.pytorch.supermodule.differentiable import DifferentiableMixedLayer
-    from nni.nas.strategy import DARTS
+    from nni.nas.oneshot.pytorch.strategy import DARTS
 
     supernet = DARTS().mutate_model(MobileNetV2Space(num_classes=10, width_mult=0.25))
     supernet(torch.randn(2, 3, 32, 32)).sum().backward()

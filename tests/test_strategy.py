@@ -3,6 +3,8 @@ NNI's hub DARTS space and plain LayerChoice spaces, and the per-epoch noise deca
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import logging
 import re
 from types import SimpleNamespace
@@ -458,3 +460,15 @@ def test_decayed_to_zero_is_noiseless():
 
     with torch.no_grad():
         assert torch.equal(model(x), model(x))
+
+
+def test_nni_darts_importable_after_ours():
+    """Importing this package first must leave NNI's own DARTS strategy usable (NNI 3.0 has an import cycle)."""
+    script = ("import nni_noisydarts.strategy\n"
+              "from nni.nas.strategy import DARTS\n"
+              "from nni.nas.oneshot.pytorch.strategy import DARTS as OneShotDARTS\n"
+              "assert DARTS is OneShotDARTS, DARTS\n")
+    completed = subprocess.run([sys.executable, "-W", "ignore", "-c", script], capture_output=True, text=True,
+                               timeout=300)
+
+    assert completed.returncode == 0, completed.stderr[-2000:]
