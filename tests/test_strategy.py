@@ -3,10 +3,10 @@ NNI's hub DARTS space and plain LayerChoice spaces, and the per-epoch noise deca
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import logging
 import re
+import subprocess
+import sys
 from types import SimpleNamespace
 
 import pytest
