@@ -23,8 +23,8 @@ Configurations, all built in this one process and fed the same batches:
 A name may end in ``-cl`` to run that supernet in channels-last (NHWC) memory format
 through ``nni_noisydarts.supernet.use_channels_last``, for example ``b-cl``.
 
-Throughput: the configurations run in turns (one step of each per round), so a change of
-machine load during the run affects all of them alike. The figure per configuration is the
+Throughput: the configurations run in turns, one step of each per round in a new random
+order each round, so a change of machine load during the run affects all of them alike. The figure per configuration is the
 median step time over ``--steps`` rounds after ``--warmup`` rounds. Images/s counts both
 batches of a step (2 x batch size images).
 
@@ -42,11 +42,11 @@ Peak memory: the most bytes of tensor storage live at any moment of a step.
 * CUDA: ``torch.cuda.max_memory_allocated`` after ``reset_peak_memory_stats``, minus what
   was allocated before the step, plus this configuration's live bytes as on CPU.
 
-GFLOP/s: ``torch.utils.flop_counter.FlopCounterMode`` counts the FLOPs of one step
-(convolutions and matrix products, forward and backward; pooling, batch norm and
-element-wise ops count zero), with the weight gradient of grouped convolutions corrected
-(see ``grouped_conv_backward_flop``). The count is divided by the median step time. The
-peak beside it is the best rate of float32 ``n x n`` matrix products in the same run.
+GFLOP/s: ``torch.utils.flop_counter.FlopCounterMode`` counts the FLOPs of one step, forward
+and backward. It counts convolutions and matrix products only, so pooling, batch norm and
+element-wise ops add zero. The weight gradient of grouped convolutions is corrected (see
+``grouped_conv_backward_flop``). The count is divided by the median step time. The peak
+beside it is the best rate of float32 ``n x n`` matrix products in the same run.
 """
 
 from __future__ import annotations
@@ -58,6 +58,7 @@ import json
 import logging
 import os
 import platform
+import random
 import statistics
 import subprocess
 import sys
@@ -75,7 +76,8 @@ NUM_CLASSES = 10
 BASE_NAMES = ("a", "b", "c", "d", "e", "f")
 DEFAULT_CONFIGS = ("a", "b", "c", "d", "e", "f", "a-cl", "b-cl", "c-cl", "d-cl", "e-cl", "f-cl")
 
-# Search hyper-parameters of DARTS (Liu et al., 2019) as NNI's DartsLightningModule uses them.
+# Weight step: SGD and gradient clip of the DARTS search (Liu et al., 2019), as NoisyDARTS
+# and its SearchModule use them. Architecture step: the Adam of NNI's DartsLightningModule.
 WEIGHT_LR, WEIGHT_MOMENTUM, WEIGHT_DECAY, GRAD_CLIP = 0.025, 0.9, 3e-4, 5.0
 ARCH_LR, ARCH_BETAS, ARCH_WEIGHT_DECAY = 3e-4, (0.5, 0.999), 1e-3
 
@@ -381,6 +383,7 @@ def cuda_step_peak_bytes(step: SearchStep, batches: Tuple[Batch, Batch], device:
     The rise is taken over what is allocated before the step, because the other
     configurations' supernets share the device.
     """
+    # NOTE: not run yet; the script was written and measured on a machine without a GPU.
     start_bytes = step.state_bytes() + storage_bytes([t for batch in batches for t in batch])
     synchronize(device)
     before = torch.cuda.memory_allocated(device)
@@ -477,11 +480,17 @@ def machine_info(device: torch.device) -> dict:
 
 
 def time_steps(steps: Dict[Config, SearchStep], batches: Dict[str, Tuple[Batch, Batch]], rounds: int,
-               warmup: int, device: torch.device) -> Dict[Config, List[float]]:
+               warmup: int, device: torch.device, seed: int) -> Dict[Config, List[float]]:
     """Run ``warmup + rounds`` rounds of one step per configuration and return the timed step seconds."""
     times: Dict[Config, List[float]] = {config: [] for config in steps}
+    # A fresh order each round keeps any effect of the preceding configuration (caches,
+    # allocator state) from always landing on the same one.
+    order = list(steps)
+    shuffler = random.Random(seed)
     for round_index in range(warmup + rounds):
-        for config, step in steps.items():
+        shuffler.shuffle(order)
+        for config in order:
+            step = steps[config]
             synchronize(device)
             start = time.perf_counter()
             step(*batches[config.family])
@@ -507,7 +516,7 @@ def measure(args: argparse.Namespace) -> dict:
         logger.info("built %s: %s", config.name, config.describe(args.lam))
 
     peak_before = matmul_peak_gflops(device, args.matmul_size)
-    times = time_steps(steps, batches, args.steps, args.warmup, device)
+    times = time_steps(steps, batches, args.steps, args.warmup, device, args.seed)
     peak_after = matmul_peak_gflops(device, args.matmul_size)
 
     # Neither the noise nor the memory format adds convolution or matrix-product FLOPs,
@@ -674,7 +683,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="MobileNetV2 and ProxylessNAS spaces: input height and width in pixels")
     parser.add_argument("--width-mult", type=float, default=1.0,
                         help="MobileNetV2 and ProxylessNAS spaces: channel multiplier (the same for both)")
+
     parser.add_argument("--lam", type=float, default=0.2, help="noise strength of configurations c and e")
+
     parser.add_argument("--steps", type=int, default=4, help="timed rounds (one step of every configuration each)")
     parser.add_argument("--warmup", type=int, default=1, help="untimed rounds before the timed ones")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
@@ -688,11 +699,13 @@ def build_parser() -> argparse.ArgumentParser:
                              "tensors and are resized for the MobileNetV2-style spaces")
     parser.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0 keeps torch's default)")
     parser.add_argument("--matmul-size", type=int, default=2048, help="side of the square matmul of the peak measurement")
+
     parser.add_argument("--no-memory", dest="memory", action="store_false",
                         help="skip the peak-memory measurement (it profiles two extra steps per configuration)")
     parser.add_argument("--rss", action="store_true",
                         help="also measure the resident-set-size rise over the steps in a fresh process per "
                              "configuration (CPU cross-check of the peak memory)")
+
     parser.add_argument("--seed", type=int, default=0, help="seed of weights, alphas and random batches")
     parser.add_argument("--json", default=None, help="write the full report to this JSON file")
     parser.add_argument("--rss-worker", default=None, help=argparse.SUPPRESS)
