@@ -21,7 +21,9 @@ Configurations, all built in this one process and fed the same batches:
     f  NNI's stock DARTS strategy on NNI's hub ProxylessNAS space
 
 A name may end in ``-cl`` to run that supernet in channels-last (NHWC) memory format
-through ``nni_noisydarts.supernet.use_channels_last``, for example ``b-cl``.
+through ``nni_noisydarts.supernet.use_channels_last``, for example ``b-cl``. That is what
+``NoisyDARTS`` does by default when no CUDA device is visible, so on a CPU machine ``b-cl``
+and ``c-cl`` are the product's default path and ``a`` is NNI's.
 
 Throughput: the configurations run in turns, one step of each per round in a new random
 order each round, so a change of machine load during the run affects all of them alike. The figure per configuration is the
@@ -146,11 +148,11 @@ def build_supernet(config: Config, args: argparse.Namespace) -> nn.Module:
         model = DARTS().mutate_model(HubDartsSpace(width=args.width, num_cells=args.cells, dataset="cifar"))
     elif config.base in ("b", "c"):
         space = DartsSearchSpace(width=args.width, cells=args.cells, num_classes=NUM_CLASSES)
-        model = NoisyDARTS(lam=lam).mutate_model(space)
+        model = NoisyDARTS(lam=lam, channels_last=False).mutate_model(space)
     elif config.base in ("d", "e"):
         space = MobileNetV2Space(num_classes=NUM_CLASSES, resolution=args.mbv2_resolution,
                                  width_mult=args.width_mult)
-        model = NoisyDARTS(lam=lam).mutate_model(space)
+        model = NoisyDARTS(lam=lam, channels_last=False).mutate_model(space)
     else:
         space = ProxylessNAS(num_labels=NUM_CLASSES, width_mult=args.width_mult)
         model = DARTS().mutate_model(space)

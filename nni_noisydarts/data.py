@@ -1,7 +1,7 @@
 """Image data sets: CIFAR-10 in either on-disk layout, ImageNet-layout folders, and the search split.
 
 Paths always come from the caller (``--data-root`` or the ``NOISYDARTS_DATA`` environment
-variable); nothing here knows where a data set lies.
+variable). No path to a data set is built in.
 """
 
 from __future__ import annotations
@@ -17,8 +17,11 @@ from torchvision import datasets, transforms
 
 logger = logging.getLogger(__name__)
 
-#: Environment variable that points at the folder holding ``cifar10-jpeg`` and ``tiny-coco``.
+#: Environment variable that points at the folder with ``cifar10-jpeg`` and ``tiny-coco`` in it.
 DATA_ENV = "NOISYDARTS_DATA"
+
+#: Folder name of CIFAR-10 inside the ``NOISYDARTS_DATA`` folder.
+CIFAR_FOLDER = "cifar10-jpeg"
 
 CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR_STD = (0.2470, 0.2435, 0.2616)
@@ -30,6 +33,12 @@ def default_data_dir() -> Optional[Path]:
     """Return the folder named by ``NOISYDARTS_DATA``, or None when the variable is unset."""
     value = os.environ.get(DATA_ENV)
     return Path(value) if value else None
+
+
+def default_cifar_root() -> Optional[Path]:
+    """Return ``$NOISYDARTS_DATA/cifar10-jpeg``, or None when the variable is unset."""
+    base = default_data_dir()
+    return base / CIFAR_FOLDER if base is not None else None
 
 
 def cifar10_layout(root: Path) -> str:
@@ -48,7 +57,7 @@ def cifar10_layout(root: Path) -> str:
 def load_cifar10(root, train: bool, transform=None, download: bool = False) -> Dataset:
     """Load the CIFAR-10 train or test split from ``root`` in whichever layout it is stored.
 
-    ``download=True`` lets torchvision fetch ``cifar-10-batches-py`` when the folder holds
+    ``download=True`` lets torchvision fetch ``cifar-10-batches-py`` when the folder contains
     neither layout.
     """
     root = Path(root).expanduser()
@@ -60,7 +69,7 @@ def load_cifar10(root, train: bool, transform=None, download: bool = False) -> D
 
     dataset = datasets.ImageFolder(str(root / ("train" if train else "test")), transform=transform)
     if len(dataset.classes) != 10:
-        raise ValueError(f"{root} holds {len(dataset.classes)} class folders; CIFAR-10 has 10")
+        raise ValueError(f"{root} contains {len(dataset.classes)} class folders; CIFAR-10 has 10")
     return dataset
 
 

@@ -1,4 +1,4 @@
-"""Opt-in speed-ups for DARTS supernets that keep the search's math unchanged.
+"""Memory-format speed-up for DARTS supernets that keeps the search's math unchanged.
 
 ``use_channels_last`` stores a supernet's 4-D weights in channels-last (NHWC) order and
 converts its 4-D inputs to the same order. On CPU, PyTorch runs convolutions through
@@ -14,11 +14,9 @@ channels-last order. In this package's DARTS supernet, 18 of the 1395 convolutio
 forward pass get an input that is not NHWC (the shifted branch of the factorized reduce),
 and none do in the MobileNetV2 supernet.
 
-NOTE: on CPU, ``torch.randn_like`` on a channels-last tensor takes a path about 8 times
-slower than on a contiguous one (torch 2.14.1), so NoisyDARTS with ``lam=0.2`` made the
-channels-last DARTS step about a third slower instead of a few percent. Draw the noise in
-the tensor's memory order (a flat ``torch.randn`` viewed with the tensor's strides) when
-combining the two.
+``NoisyDARTS`` applies it by default when no CUDA device is visible. The noise module draws
+its numbers in the tensor's memory order, because ``torch.randn_like`` on a channels-last CPU
+tensor takes a path about 8 times slower than on a contiguous one (torch 2.14.1).
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 bash "$ROOT/scripts/setup.sh"
 
 if [ -z "${NOISYDARTS_DATA:-}" ]; then
-    echo "error: set NOISYDARTS_DATA to the folder that holds cifar10-jpeg/ (or pass --data-root)" >&2
+    echo "error: set NOISYDARTS_DATA to the folder that contains cifar10-jpeg/ (or pass --data-root)" >&2
     exit 2
 fi
 exec "$ROOT/.venv/bin/noisydarts" search --space darts --preset quick \

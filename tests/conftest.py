@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
 
 DATA_ENV = "NOISYDARTS_DATA"
 
@@ -29,3 +30,18 @@ def cifar_root(data_root: Path) -> Path:
     if not (root / "train").is_dir() or not (root / "test").is_dir():
         pytest.skip(f"no CIFAR-10 JPEG folders under {root}; expected train/ and test/")
     return root
+
+
+@pytest.fixture(scope="module")
+def single_thread():
+    """Run a module on one torch intra-op thread, restoring the previous count afterwards.
+
+    On a 2-core machine shared with other jobs, two torch threads made the small tensor
+    operations of these tests several times slower than one thread. One forward and backward
+    pass of the tiny search supernet took about 0.8 s on one thread and 2.6 to 4.5 s on two
+    (torch 2.14 on CPU).
+    """
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)

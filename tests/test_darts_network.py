@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from torch.utils.flop_counter import FlopCounterMode
 
 from nni_noisydarts import zoo
 from nni_noisydarts.checkpoint import load_model, load_weights, read_checkpoint, save_checkpoint
@@ -75,6 +76,21 @@ def test_madds_measured(full_networks, name):
     with_bn = count_madds(full_networks[name], (1, 3, 32, 32), count_bn=True, exclude=AUX).total
 
     assert (conv_linear, with_bn) == MEASURED_MADDS[name]
+
+
+@pytest.mark.parametrize("name", sorted(MEASURED_MADDS))
+def test_madds_match_torch_flop_counter(full_networks, name):
+    """PyTorch's own FlopCounterMode, an independent counter, gives the same conv + linear MAdds."""
+    network = full_networks[name]
+    was_training = network.training
+    network.eval()
+
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        network(torch.randn(1, 3, 32, 32))
+    network.train(was_training)
+
+    # FlopCounterMode counts a multiply-add as 2 FLOPs.
+    assert counter.get_total_flops() == 2 * MEASURED_MADDS[name][0]
 
 
 def test_madds_darts_v2_reference(full_networks):

@@ -18,15 +18,7 @@ from nni_noisydarts.profiling import count_madds, count_parameters
 STAGE_FIRST_LABELS = ["layer1", "layer3", "layer7", "layer11", "layer15", "layer19"]
 IMAGENET_INPUT = (1, 3, 224, 224)
 
-
-@pytest.fixture(autouse=True)
-def single_thread():
-    # These models are small. On a loaded machine, two intra-op threads made the supernet's
-    # backward pass more than 20 times slower than one thread.
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 def relative_error(value: float, expected: float) -> float:

@@ -8,10 +8,10 @@ import json
 from pathlib import Path
 
 import pytest
-import pytorch_lightning as pl
 import torch
 from torch import nn
 
+from interrupt import InterruptAtEpoch, Interrupted
 from nni_noisydarts.checkpoint import load_model
 from nni_noisydarts.mobilenetv2.choices import LAYER_SPECS, SKIP, MobileNetV2Choices
 from nni_noisydarts.mobilenetv2.network import MobileNetV2Network
@@ -25,14 +25,6 @@ from nni_noisydarts.training.presets import get_preset
 
 PLOTS = ["layer_weights.png", "dominant_candidates.png", "network.png"]
 SKIP_LAYERS = [spec.label for spec in LAYER_SPECS if spec.allows_skip]
-
-
-@pytest.fixture(scope="module")
-def single_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 # --- noise wrapping ---------------------------------------------------------------------------
@@ -71,19 +63,6 @@ def test_derived_network_has_no_noise():
 
 
 # --- search on real images --------------------------------------------------------------------
-
-class Interrupted(Exception):
-    pass
-
-
-class InterruptAtEpoch(pl.Callback):
-    def __init__(self, epoch: int):
-        self.epoch = epoch
-
-    def on_train_epoch_start(self, trainer, pl_module):
-        if trainer.current_epoch == self.epoch:
-            raise Interrupted(f"interrupted at the start of epoch {self.epoch}")
-
 
 def tiny_config(cifar_root: Path, output: Path):
     return preset("mobilenetv2", "quick", data_root=cifar_root, output=output, epochs=2, batch_size=16,

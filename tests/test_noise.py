@@ -20,18 +20,7 @@ from nni_noisydarts.noise import NoiseConfig, NoisySkip, sample_noise
 N = 1_000_000
 Z = 6.0
 
-
-@pytest.fixture(scope="module", autouse=True)
-def single_thread():
-    """Run this module on one intra-op thread, restoring the previous count afterwards.
-
-    On a 2-core machine shared with other jobs, two torch threads made these small tensor
-    operations several times slower than one thread (measured with torch 2.14 on CPU).
-    """
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 def mean_tolerance(std: float, count: int = N) -> float:
@@ -168,6 +157,77 @@ def test_noise_independent_per_element():
     along_columns = float((noise[1:, :] * noise[:-1, :]).mean()) / float(noise.var())
     assert abs(along_rows) < Z / math.sqrt(count)
     assert abs(along_columns) < Z / math.sqrt(count)
+
+
+@pytest.mark.parametrize("config", [
+    NoiseConfig(lam=0.2),
+    NoiseConfig(lam=0.1, mu=0.5),
+    NoiseConfig(lam=0.2, noise_type="uniform"),
+    NoiseConfig(lam=0.2, mixing="multiplicative"),
+    NoiseConfig(lam=0.1, mu=0.5, mixing="multiplicative", noise_type="uniform"),
+], ids=str)
+def test_skip_equals_sampled_noise(signal, config):
+    """The fused path of NoisySkip draws the same numbers as ``sample_noise`` from the same seed."""
+    skip = train_skip(config)
+    skip.scale = 0.7
+
+    torch.manual_seed(11)
+    fused = skip(signal)
+    torch.manual_seed(11)
+    noise = sample_noise(signal, config, scale=0.7)
+    expected = signal + noise if config.mixing == "additive" else signal * noise
+
+    torch.testing.assert_close(fused, expected)
+
+
+@pytest.mark.parametrize("mixing", ["additive", "multiplicative"])
+def test_channels_last_noise_statistics(mixing):
+    """Noise on an NHWC feature map: same layout, right moments, neighbours uncorrelated along every axis."""
+    generator = torch.Generator().manual_seed(5)
+    x = (torch.randn(16, 64, 32, 32, generator=generator) * 3.0 + 5.0).contiguous(memory_format=torch.channels_last)
+    config = NoiseConfig(lam=0.2, mixing=mixing)
+
+    out = train_skip(config)(x)
+    assert out.is_contiguous(memory_format=torch.channels_last)
+
+    noise = (out - x).double() if mixing == "additive" else (out / x).double()
+    expected_std = 0.2 * float(x.std()) if mixing == "additive" else 0.2
+    expected_mean = 0.0 if mixing == "additive" else 1.0
+    count = noise.numel()
+    assert abs(float(noise.mean()) - expected_mean) < mean_tolerance(expected_std, count)
+    assert abs(float(noise.std()) / expected_std - 1.0) < relative_std_tolerance(count)
+
+    centred = noise - expected_mean
+    variance = float(centred.var())
+    for dim in range(1, 4):
+        head = centred.narrow(dim, 1, centred.size(dim) - 1)
+        tail = centred.narrow(dim, 0, centred.size(dim) - 1)
+        correlation = float((head * tail).mean()) / variance
+        assert abs(correlation) < Z / math.sqrt(head.numel()), f"noise correlated along dim {dim}"
+
+
+def test_noise_reproducible_from_seed(signal):
+    """torch.manual_seed fixes the noise, so a resumed search can redraw it."""
+    config = NoiseConfig(lam=0.2)
+
+    torch.manual_seed(3)
+    first = sample_noise(signal, config)
+    torch.manual_seed(3)
+    second = sample_noise(signal, config)
+    third = sample_noise(signal, config)
+
+    assert torch.equal(first, second)
+    assert not torch.equal(second, third)
+
+
+def test_strided_view_noise(signal):
+    """A non-dense view (every other channel) still gets one independent draw per element."""
+    view = signal[:, ::2]
+    noise = sample_noise(view, NoiseConfig(lam=0.2)).double()
+
+    assert noise.shape == view.shape
+    expected_std = 0.2 * float(view.std())
+    assert abs(float(noise.std()) / expected_std - 1.0) < relative_std_tolerance(noise.numel())
 
 
 # --- train and eval mode --------------------------------------------------------------------

@@ -8,16 +8,18 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import signal
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
-import pytorch_lightning as pl
 import torch
 from PIL import Image
 
+from interrupt import InterruptAtEpoch, Interrupted
 from nni_noisydarts.cli import main
 from nni_noisydarts.darts.genotype import edge_index, parse_genotype
 from nni_noisydarts.darts.ops import PRIMITIVES
@@ -30,19 +32,6 @@ EPOCHS = 2
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 PLOTS = ["alphas_normal.png", "alphas_reduce.png", "skip_counts.png", "cell_normal.png", "cell_reduce.png"]
 EDGE_LABELS = {f"{cell_type}_{node}_{source}" for cell_type in ("normal", "reduce") for node, source in edge_index(4)}
-
-
-class Interrupted(Exception):
-    """Raised by ``InterruptAtEpoch`` to stop a search part-way, as a crash or a kill would."""
-
-
-class InterruptAtEpoch(pl.Callback):
-    def __init__(self, epoch: int):
-        self.epoch = epoch
-
-    def on_train_epoch_start(self, trainer, pl_module):
-        if trainer.current_epoch == self.epoch:
-            raise Interrupted(f"interrupted at the start of epoch {self.epoch}")
 
 
 def tiny_config(cifar_root: Path, output: Path):
@@ -66,19 +55,6 @@ def snapshot(folder: Path) -> dict:
             files[str(path.relative_to(folder))] = (stat.st_size, stat.st_mtime_ns,
                                                     hashlib.sha256(path.read_bytes()).hexdigest())
     return files
-
-
-@pytest.fixture(scope="module")
-def single_thread():
-    """Run the searches on one intra-op thread, restoring the previous count afterwards.
-
-    On a 2-core machine shared with other jobs, one forward and backward pass of this supernet took
-    about 0.8 s on one thread and 2.6 to 4.5 s on two (measured with torch 2.14 on CPU).
-    """
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 @pytest.fixture(scope="module")
@@ -385,3 +361,38 @@ def test_cli_executable_exit_status(cifar_root, tmp_path):
     assert len(errors) == 1, completed.stderr
     assert "-0.5" in errors[0]
     assert "Traceback" not in completed.stderr
+
+
+def test_cli_sigterm_keeps_epochs(cifar_root, tmp_path):
+    """SIGTERM ends a running search within a batch, with status 143, and keeps the finished epochs."""
+    script = Path(sys.executable).with_name("noisydarts")
+    if not script.is_file():
+        pytest.skip(f"no noisydarts script next to {sys.executable}; install the package to run this test")
+    output = tmp_path / "out"
+    history_file = output / "alphas.json"
+
+    process = subprocess.Popen(
+        [str(script), "search", "--data-root", str(cifar_root), "--output", str(output), "--epochs", "200",
+         "--batch-size", "8", "--width", "4", "--cells", "3", "--subset", "32", "--device", "cpu"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        deadline = time.monotonic() + 240
+        while not (history_file.is_file() and json.loads(history_file.read_text())):
+            assert process.poll() is None, process.communicate()[1][-3000:]
+            assert time.monotonic() < deadline, "no epoch finished within 240 s"
+            time.sleep(0.2)
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=60)
+    finally:
+        process.kill()
+
+    assert process.returncode == 128 + signal.SIGTERM, stderr[-3000:]
+    assert "received SIGTERM" in stderr
+    assert "Traceback" not in stderr
+    assert not (output / "result.json").exists()
+
+    history = json.loads(history_file.read_text())
+    last = torch.load(output / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    assert 1 <= len(history) < 200
+    assert last["epoch"] == history[-1]["epoch"]

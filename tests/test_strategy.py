@@ -28,18 +28,7 @@ STEPS = 4
 EDGE_NAME = re.compile(r"cells\.(\d+)\.edges\.(\d+)_(\d+)$")
 SHAPES = [(4, 3), (8, 5)]
 
-
-@pytest.fixture(scope="module", autouse=True)
-def single_thread():
-    """Run this module on one intra-op thread, restoring the previous count afterwards.
-
-    On a 2-core machine shared with other jobs, two torch threads made these small tensor
-    operations several times slower than one thread (measured with torch 2.14 on CPU).
-    """
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 def mixed_layers(model: nn.Module):

@@ -1,4 +1,4 @@
-"""The ``noisydarts`` command. It composes the library and holds no search or model logic itself.
+"""The ``noisydarts`` command. It composes the library and contains no search or model logic itself.
 
 Each sub-command lives in its own module with ``add_parser(subparsers)`` that registers it
 and sets ``func`` to the function that runs it.
@@ -57,6 +57,14 @@ def main(argv: Optional[List[str]] = None) -> int:
         # and the fix, so the command shows them without a traceback.
         print(f"noisydarts {args.command}: error: {error}", file=sys.stderr)
         return 2
+    except Exception as error:
+        # An exception that carries ``exit_status`` (a search stopped by SIGTERM) is an expected
+        # end of the command: show its message and exit with that status.
+        status = getattr(error, "exit_status", None)
+        if status is None:
+            raise
+        print(f"noisydarts {args.command}: stopped: {error}", file=sys.stderr)
+        return int(status)
 
 
 if __name__ == "__main__":

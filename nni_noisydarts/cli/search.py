@@ -8,8 +8,8 @@ import json
 import logging
 from pathlib import Path
 
-from ..data import default_data_dir
-from ..noise import MIXINGS, NOISE_TYPES, NoiseConfig
+from ..noise import NoiseConfig
+from .options import add_noise_options, data_root_or_default, noise_settings
 
 logger = logging.getLogger(__name__)
 
@@ -28,14 +28,7 @@ def add_parser(subparsers) -> None:
                         help="quick: minutes on a 2-core CPU with a small supernet and a few hundred images; "
                              "paper: the published settings for a GPU (default: quick)")
 
-    noise = parser.add_argument_group("noise")
-    noise.add_argument("--lam", type=float, default=0.2, help="noise strength lambda; 0 gives plain DARTS (default: 0.2)")
-    noise.add_argument("--mu", type=float, default=None,
-                       help="noise mean (default: 0 for additive, 1 for multiplicative: both unbiased)")
-    noise.add_argument("--noise", choices=NOISE_TYPES, default="gaussian", help="noise distribution (default: gaussian)")
-    noise.add_argument("--mixing", choices=MIXINGS, default="additive", help="how noise combines with the skip output")
-    noise.add_argument("--noise-decay-epochs", type=int, default=None,
-                       help="shrink the noise to 0 along a cosine over this many epochs (default: no decay)")
+    add_noise_options(parser.add_argument_group("noise"))
 
     overrides = parser.add_argument_group("overrides of the preset")
     overrides.add_argument("--epochs", type=int, help="search epochs")
@@ -59,14 +52,8 @@ def config_from_args(args: argparse.Namespace):
     """Build the search settings from the command line: the preset, then every option given."""
     from ..search.config import preset
 
-    data_root = args.data_root
-    if data_root is None and default_data_dir() is not None:
-        data_root = default_data_dir() / "cifar10-jpeg"
-    if data_root is not None and not Path(data_root).exists():
-        raise FileNotFoundError(f"--data-root {str(data_root)!r} does not exist")
-
-    noise = NoiseConfig(lam=args.lam, mu=args.mu, noise_type=args.noise, mixing=args.mixing,
-                        decay_epochs=args.noise_decay_epochs)
+    data_root = data_root_or_default(args.data_root)
+    noise = NoiseConfig(**noise_settings(args))
     return preset(
         args.space, args.preset,
         data_root=data_root, output=args.output, noise=noise, epochs=args.epochs, batch_size=args.batch_size,

@@ -6,9 +6,8 @@ import argparse
 import json
 from pathlib import Path
 
-from ..data import default_data_dir
-from ..noise import MIXINGS, NOISE_TYPES
 from . import UsageError
+from .options import add_noise_options, data_root_or_default, noise_settings
 
 #: Training presets for a DARTS genotype on CIFAR-10.
 TRAIN_PRESETS = ("darts-quick", "darts-paper")
@@ -53,13 +52,7 @@ def add_parser(subparsers) -> None:
     train.add_argument("--test-subset", type=int, help="class-balanced test images the reported accuracy uses")
 
     noise = parser.add_argument_group("defaults for settings the tuner leaves out")
-    noise.add_argument("--lam", type=float, default=0.2, help="noise strength lambda; 0 gives plain DARTS (default: 0.2)")
-    noise.add_argument("--mu", type=float, default=None,
-                       help="noise mean (default: 0 for additive, 1 for multiplicative: both unbiased)")
-    noise.add_argument("--noise", choices=NOISE_TYPES, default="gaussian", help="noise distribution (default: gaussian)")
-    noise.add_argument("--mixing", choices=MIXINGS, default="additive", help="how noise combines with the skip output")
-    noise.add_argument("--noise-decay-epochs", type=int, default=None,
-                       help="shrink the noise to 0 along a cosine over this many epochs (default: no decay)")
+    add_noise_options(noise)
     noise.add_argument("--seed", type=int, default=0, help="random seed of search and training (default: 0)")
     parser.set_defaults(func=run)
 
@@ -84,15 +77,10 @@ def run(args: argparse.Namespace) -> int:
 
     reporter = TrialReporter()
     parameters = read_parameters(args, reporter)
-    defaults = {"lam": args.lam, "mu": args.mu, "noise_type": args.noise, "mixing": args.mixing,
-                "decay_epochs": args.noise_decay_epochs, "seed": args.seed}
+    defaults = {**noise_settings(args), "seed": args.seed}
     settings = settings_from_parameters(parameters, defaults)
 
-    data_root = args.data_root
-    if data_root is None and default_data_dir() is not None:
-        data_root = default_data_dir() / "cifar10-jpeg"
-    if data_root is not None and not Path(data_root).is_dir():
-        raise FileNotFoundError(f"--data-root {str(data_root)!r} is not a folder; pass the CIFAR-10 folder")
+    data_root = data_root_or_default(args.data_root)
 
     search_config = preset("darts", args.preset, data_root=data_root, epochs=args.epochs, subset=args.subset,
                            batch_size=args.batch_size, width=args.width, cells=args.cells, device=args.device)

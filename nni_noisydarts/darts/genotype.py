@@ -186,8 +186,8 @@ def _parse_text_fields(text: str) -> dict:
             "reduce=[...], reduce_concat=range(2, 6))'"
         )
 
-    # range(a, b) is the only call allowed in the text form; turn it into a list literal
-    # so the rest can be read safely with ast.literal_eval.
+    # range(a, b) is the only call allowed in the text form. Turning it into a list literal
+    # lets ast.literal_eval read the rest safely.
     body = _RANGE.sub(_range_literal, match.group(1))
     try:
         call = ast.parse(f"f({body})", mode="eval").body

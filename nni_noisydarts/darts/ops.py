@@ -123,8 +123,8 @@ def _pool(kind: str, stride: int) -> nn.Module:
 def build_op(name: str, channels: int, stride: int, affine: bool, bn_after_pool: bool) -> nn.Module:
     """Build candidate ``name`` mapping ``channels`` to ``channels`` at ``stride`` (1 or 2).
 
-    ``affine`` sets the batch-norm kind of the convolutions; ``bn_after_pool`` adds a non-affine
-    batch norm after each pooling candidate (the search supernet) or leaves the pooling bare
+    ``affine`` sets the batch-norm kind of the convolutions. ``bn_after_pool`` adds a non-affine
+    batch norm after each pooling candidate (the search supernet), or leaves the pooling bare
     (the evaluation network).
     """
     if name not in OP_BUILDERS:

@@ -30,7 +30,7 @@ def plot_search(history: List[dict], genotype: Genotype, output: Path, steps: in
 
 
 def plot_alpha_evolution(history: List[dict], cell_type: str, path: Path, steps: int = 4) -> Path:
-    """One panel per edge with the softmax weight of every candidate over the epochs."""
+    """Plot one panel per edge with the softmax weight of every candidate over the epochs."""
     edges = edge_index(steps)
     columns = max(node for node, _ in edges)
     rows = steps

@@ -28,7 +28,7 @@ def plot_search(history: List[dict], choices: MobileNetV2Choices, output: Path) 
 
 
 def plot_layer_weights(history: List[dict], path: Path) -> Path:
-    """One panel per layer with the softmax weight of every candidate over the epochs."""
+    """Plot one panel per layer with the softmax weight of every candidate over the epochs."""
     epochs = [record["epoch"] + 1 for record in history]
     columns = 5
     rows = int(np.ceil(len(LAYER_SPECS) / columns))
@@ -98,7 +98,7 @@ def _stage_index(label_index: int) -> int:
 
 
 def plot_network(choices: MobileNetV2Choices, path: Path) -> Path:
-    """One box per layer, coloured by stage and labelled with expansion and kernel; skips drawn dashed."""
+    """Draw one box per layer, coloured by stage and labelled with expansion and kernel, with skips dashed."""
     figure, axis = plt.subplots(figsize=(len(LAYER_SPECS) * 0.75 + 1, 3.2))
     for index, (spec, name) in enumerate(zip(LAYER_SPECS, choices.names)):
         colour = STAGE_COLOURS[_stage_index(index) % len(STAGE_COLOURS)]

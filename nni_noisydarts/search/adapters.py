@@ -1,5 +1,5 @@
-"""What the search loop needs to know about each search space: how to build it, load its
-data, derive an architecture from the alphas, write it and plot it.
+"""Per-space adapters of the search loop: building the space, loading its data, deriving an
+architecture from the alphas, and writing and plotting it.
 """
 
 from __future__ import annotations

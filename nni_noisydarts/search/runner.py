@@ -30,7 +30,8 @@ from ..io import format_duration, read_json, write_json_atomic, write_text_atomi
 from ..noise import NoiseConfig
 from ..strategy import NoisyDARTS
 from .adapters import get_adapter
-from .callbacks import BatchSeedCallback, EpochSampler, ProgressBarWithETA, SearchRecorder, SeededDataset
+from .callbacks import (BatchSeedCallback, EpochSampler, ProgressBarWithETA, SearchRecorder, SeededDataset,
+                        StopOnSigterm)
 from .config import SearchConfig
 from .module import SearchModule
 
@@ -63,7 +64,7 @@ def _check_output(config: SearchConfig) -> None:
         return
     if (output / CONFIG_FILE).exists() or (output / "checkpoints").exists():
         raise ValueError(
-            f"output folder {str(output)!r} already holds a search; pass --resume to continue it "
+            f"output folder {str(output)!r} already contains a search; pass --resume to continue it "
             "or choose another --output")
 
 
@@ -102,7 +103,8 @@ def run_search(config: SearchConfig, on_epoch_end: Optional[Callable[[dict], Non
     torch.manual_seed(config.seed)
     space = adapter.build_space(config)
     strategy = NoisyDARTS(noise=config.noise, arc_learning_rate=config.arc_learning_rate,
-                          gradient_clip_val=config.gradient_clip)
+                          gradient_clip_val=config.gradient_clip,
+                          channels_last={"auto": None, "cpu": True, "gpu": False}[config.device])
 
     history: List[dict] = []
     if config.resume:
@@ -119,7 +121,8 @@ def run_search(config: SearchConfig, on_epoch_end: Optional[Callable[[dict], Non
         max_epochs=config.epochs,
         accelerator={"auto": "auto", "cpu": "cpu", "gpu": "gpu"}[config.device],
         devices=1,
-        callbacks=[BatchSeedCallback(config.seed), recorder, ProgressBarWithETA(), *extra_callbacks, checkpoint],
+        callbacks=[BatchSeedCallback(config.seed), StopOnSigterm(), recorder, ProgressBarWithETA(), *extra_callbacks,
+                   checkpoint],
         logger=CSVLogger(str(output), name="logs", version=""),
         log_every_n_steps=10,
         enable_model_summary=False,

@@ -8,14 +8,11 @@ from typing import Tuple
 
 from torch.utils.data import DataLoader, Dataset
 
-from ..data import DATA_ENV, class_balanced_subset, default_data_dir, load_cifar10, load_image_folder
+from ..data import CIFAR_FOLDER, DATA_ENV, class_balanced_subset, default_cifar_root, load_cifar10, load_image_folder
 from .augment import cifar_transforms, imagenet_transforms
 from .config import TrainConfig
 
 logger = logging.getLogger(__name__)
-
-#: Folder name of CIFAR-10 inside the ``NOISYDARTS_DATA`` folder.
-CIFAR_FOLDER = "cifar10-jpeg"
 
 #: Evaluation split names tried, in order, in an ImageNet-layout folder.
 EVAL_SPLITS = ("val", "test")
@@ -29,11 +26,10 @@ def resolve_data_root(config: TrainConfig) -> Path:
     if config.data_root is not None:
         root = Path(config.data_root).expanduser()
     else:
-        base = default_data_dir()
-        if base is None or config.dataset != "cifar10":
+        root = default_cifar_root()
+        if root is None or config.dataset != "cifar10":
             raise FileNotFoundError(f"no data folder given: pass --data-root (or set {DATA_ENV} to the folder "
                                     f"that contains '{CIFAR_FOLDER}' for CIFAR-10)")
-        root = base / CIFAR_FOLDER
     if not root.is_dir():
         raise FileNotFoundError(f"data root {str(root)!r} not found; pass --data-root with an existing folder")
     return root

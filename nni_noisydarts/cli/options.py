@@ -1,0 +1,40 @@
+"""Command-line options and checks that several ``noisydarts`` sub-commands share."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Optional
+
+from ..data import default_cifar_root
+from ..noise import MIXINGS, NOISE_TYPES
+from . import UsageError
+
+
+def add_noise_options(group) -> None:
+    """Add ``--lam --mu --noise --mixing --noise-decay-epochs`` to an argument group."""
+    group.add_argument("--lam", type=float, default=0.2, help="noise strength lambda; 0 gives plain DARTS (default: 0.2)")
+    group.add_argument("--mu", type=float, default=None,
+                       help="noise mean (default: 0 for additive, 1 for multiplicative: both unbiased)")
+    group.add_argument("--noise", choices=NOISE_TYPES, default="gaussian", help="noise distribution (default: gaussian)")
+    group.add_argument("--mixing", choices=MIXINGS, default="additive", help="how noise combines with the skip output")
+    group.add_argument("--noise-decay-epochs", type=int, default=None,
+                       help="shrink the noise to 0 along a cosine over this many epochs (default: no decay)")
+
+
+def noise_settings(args: argparse.Namespace) -> dict:
+    """Return the noise options as ``NoiseConfig`` keyword arguments."""
+    return {"lam": args.lam, "mu": args.mu, "noise_type": args.noise, "mixing": args.mixing,
+            "decay_epochs": args.noise_decay_epochs}
+
+
+def data_root_or_default(data_root: Optional[Path]) -> Optional[Path]:
+    """Return ``--data-root``, else ``$NOISYDARTS_DATA/cifar10-jpeg``, else None.
+
+    Raises UsageError when the folder does not exist, before any output is written.
+    """
+    root = data_root if data_root is not None else default_cifar_root()
+    if root is not None and not Path(root).expanduser().is_dir():
+        source = "--data-root" if data_root is not None else "$NOISYDARTS_DATA/cifar10-jpeg"
+        raise UsageError(f"{source} {str(root)!r} is not a folder; pass --data-root with the data set folder")
+    return Path(root).expanduser() if root is not None else None
