@@ -1,9 +1,8 @@
-"""Lightning callbacks of the search: per-epoch seeding, alpha records, a progress bar with ETA and SIGTERM handling."""
+"""Lightning callbacks of the search: per-epoch seeding, alpha records and a progress bar with ETA."""
 
 from __future__ import annotations
 
 import logging
-import signal
 import time
 from pathlib import Path
 from typing import Callable, List, Optional
@@ -84,36 +83,6 @@ class BatchSeedCallback(pl.Callback):
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
         torch.manual_seed(epoch_seed(self.seed, trainer.current_epoch) * 1_000_003 + batch_idx + 1)
-
-
-class SearchInterrupted(RuntimeError):
-    """The search stopped on SIGTERM; the checkpoints of the completed epochs are kept."""
-
-    #: Exit status of the ``noisydarts`` command: 128 + SIGTERM, as if the signal had ended it.
-    exit_status = 128 + signal.SIGTERM
-
-
-class StopOnSigterm(pl.Callback):
-    """Stop the search after the current batch when the process receives SIGTERM.
-
-    Lightning installs a SIGTERM handler during ``fit`` that only sets
-    ``trainer.received_sigterm``, so without this callback a search ignores ``kill`` and
-    the stop of a job scheduler. The callback raises ``SearchInterrupted`` at the next batch
-    boundary. The epoch in progress is dropped, and ``checkpoints/last.ckpt`` still contains the
-    last completed epoch, so ``--resume`` reruns the dropped epoch from there.
-    """
-
-    def _check(self, trainer) -> None:
-        if trainer.received_sigterm:
-            raise SearchInterrupted(
-                f"received SIGTERM in epoch {trainer.current_epoch + 1}/{trainer.max_epochs}. The epochs "
-                f"completed before it are saved; run again with --resume to continue from the last one")
-
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-        self._check(trainer)
-
-    def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0):
-        self._check(trainer)
 
 
 class SearchRecorder(pl.Callback):

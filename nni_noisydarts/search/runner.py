@@ -13,6 +13,7 @@ Output folder layout::
 from __future__ import annotations
 
 import logging
+import signal
 import time
 from pathlib import Path
 from typing import Callable, List, Optional, Sequence
@@ -24,18 +25,25 @@ from nni.nas.evaluator.pytorch import DataLoader, Lightning, Trainer
 from nni.nas.experiment import NasExperiment
 from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.loggers import CSVLogger
+from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from .. import data as datasets
 from ..io import format_duration, read_json, write_json_atomic, write_text_atomic
 from ..noise import NoiseConfig
 from ..strategy import NoisyDARTS
 from .adapters import get_adapter
-from .callbacks import (BatchSeedCallback, EpochSampler, ProgressBarWithETA, SearchRecorder, SeededDataset,
-                        StopOnSigterm)
+from .callbacks import BatchSeedCallback, EpochSampler, ProgressBarWithETA, SearchRecorder, SeededDataset
 from .config import SearchConfig
 from .module import SearchModule
 
 logger = logging.getLogger(__name__)
+
+
+class SearchInterrupted(RuntimeError):
+    """The search stopped on SIGTERM. The records and checkpoints of the completed epochs are kept."""
+
+    #: Exit status of the ``noisydarts`` command: 128 + SIGTERM, as if the signal had ended it.
+    exit_status = 128 + signal.SIGTERM
 
 CONFIG_FILE = "search_config.json"
 HISTORY_FILE = "alphas.json"
@@ -121,8 +129,7 @@ def run_search(config: SearchConfig, on_epoch_end: Optional[Callable[[dict], Non
         max_epochs=config.epochs,
         accelerator={"auto": "auto", "cpu": "cpu", "gpu": "gpu"}[config.device],
         devices=1,
-        callbacks=[BatchSeedCallback(config.seed), StopOnSigterm(), recorder, ProgressBarWithETA(), *extra_callbacks,
-                   checkpoint],
+        callbacks=[BatchSeedCallback(config.seed), recorder, ProgressBarWithETA(), *extra_callbacks, checkpoint],
         logger=CSVLogger(str(output), name="logs", version=""),
         log_every_n_steps=10,
         enable_model_summary=False,
@@ -139,6 +146,12 @@ def run_search(config: SearchConfig, on_epoch_end: Optional[Callable[[dict], Non
     experiment.config.experiment_working_directory = str(output / "nni")
     try:
         experiment.run()
+    except SIGTERMException as error:
+        # Lightning (pytorch-lightning 2.6) stops at the next batch or epoch boundary after SIGTERM
+        # and raises SIGTERMException, a SystemExit with status 0 that would report success.
+        raise SearchInterrupted(
+            f"received SIGTERM after {len(history)} of {config.epochs} epochs. The completed epochs are saved in "
+            f"{str(output)!r}; run again with --resume --output {str(output)!r} to continue") from error
     finally:
         experiment.stop()
     if not history:
