@@ -220,6 +220,26 @@ def test_noise_reproducible_from_seed(signal):
     assert not torch.equal(second, third)
 
 
+@pytest.mark.parametrize("config", [
+    NoiseConfig(lam=0.2),
+    NoiseConfig(lam=0.2, mu=0.5, noise_type="uniform"),
+    NoiseConfig(lam=0.2, mixing="multiplicative"),
+], ids=str)
+def test_device_noise_stays_on_device(config):
+    """Off the CPU the noise never reads std(x) back to the host, which would wait for a GPU.
+
+    A meta tensor has no values, so reading one raises. This runs the accelerator branch on a
+    machine without a GPU.
+    """
+    x = torch.empty(4, 8, 5, 5, device="meta").contiguous(memory_format=torch.channels_last)
+
+    out = train_skip(config)(x)
+
+    assert out.device.type == "meta"
+    assert out.shape == x.shape
+    assert out.is_contiguous(memory_format=torch.channels_last)
+
+
 def test_strided_view_noise(signal):
     """A non-dense view (every other channel) still gets one independent draw per element."""
     view = signal[:, ::2]
