@@ -208,6 +208,48 @@ def test_strategy_passes_noise_config():
     assert all(skip.config == noise for skip in noisy_skips(model))
 
 
+@pytest.mark.parametrize("channels_last", [True, False])
+def test_channels_last_option(channels_last):
+    """The supernet's conv weights and the inputs of its first convolution follow ``channels_last``."""
+    torch.manual_seed(0)
+    model = NoisyDARTS(lam=0.2, channels_last=channels_last).mutate_model(DartsSearchSpace(width=4, cells=3))
+    seen = []
+    first_conv = next(module for module in model.modules() if isinstance(module, nn.Conv2d))
+    first_conv.register_forward_pre_hook(lambda module, args: seen.append(args[0]))
+
+    model(torch.randn(2, 3, 16, 16))
+
+    if channels_last:
+        assert first_conv.weight.is_contiguous(memory_format=torch.channels_last)
+        assert seen[0].is_contiguous(memory_format=torch.channels_last)
+        assert not seen[0].is_contiguous()
+    else:
+        assert first_conv.weight.is_contiguous()
+        assert seen[0].is_contiguous()
+
+
+def test_channels_last_default_follows_cuda(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert NoisyDARTS().channels_last is True
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert NoisyDARTS().channels_last is False
+
+
+def test_channels_last_same_output_as_nchw():
+    """The memory format changes only the float rounding, so eval-mode outputs agree closely."""
+    x = torch.randn(2, 3, 16, 16, generator=torch.Generator().manual_seed(1))
+    outputs = []
+    for channels_last in (False, True):
+        torch.manual_seed(0)
+        model = NoisyDARTS(lam=0.2, channels_last=channels_last).mutate_model(DartsSearchSpace(width=4, cells=3))
+        model.eval()
+        with torch.no_grad():
+            outputs.append(model(x))
+
+    torch.testing.assert_close(outputs[1], outputs[0], rtol=1e-4, atol=1e-5)
+
+
 def test_strategy_rejects_bad_lam():
     with pytest.raises(ValueError, match="-1"):
         NoisyDARTS(lam=-1.0)
