@@ -79,7 +79,12 @@ def load_image_folder(root, split: str = "train", transform=None) -> Dataset:
     folder = root / split if (root / split).is_dir() else root
     if not folder.is_dir():
         raise FileNotFoundError(f"image folder {str(folder)!r} not found; expected '<data-root>/{split}/<class>/<image>'")
-    return datasets.ImageFolder(str(folder), transform=transform)
+    try:
+        return datasets.ImageFolder(str(folder), transform=transform)
+    except FileNotFoundError as error:
+        # torchvision raises this for a folder without class subfolders or without images in them.
+        raise FileNotFoundError(f"no images in class folders under {str(folder)!r} ({error}); --data-root needs "
+                                f"the layout '<data-root>/{split}/<class>/<image>'") from error
 
 
 def class_balanced_subset(dataset: Dataset, size: int, seed: int) -> Subset:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import shutil
 import signal
 import json
 import subprocess
@@ -280,6 +281,69 @@ def test_resume_missing_folder_rejected(cifar_root, tmp_path):
     assert not (tmp_path / "missing").exists()
 
 
+def test_resume_before_first_checkpoint(cifar_root, tmp_path, uninterrupted):
+    """A search stopped before its first epoch ended resumes from the start and ends as an uninterrupted one."""
+    config = tiny_config(cifar_root, tmp_path / "run")
+    with pytest.raises(Interrupted):
+        run_search(config, extra_callbacks=[InterruptAtEpoch(0)])
+    assert (config.output / "search_config.json").is_file()
+    assert not (config.output / "checkpoints" / "last.ckpt").exists()
+
+    result = run_search(dataclasses.replace(config, resume=True))
+
+    assert result["architecture"] == uninterrupted[1]["architecture"]
+    assert read_json(config.output / "alphas.json")[-1]["weights"] == read_json(
+        uninterrupted[0].output / "alphas.json")[-1]["weights"]
+
+
+def test_resume_finished_search_keeps_files(uninterrupted, tmp_path):
+    """Resuming a finished search trains nothing more and leaves its records and logs alone."""
+    config, result = uninterrupted
+    copy = tmp_path / "copy"
+    shutil.copytree(config.output, copy)
+    before = snapshot(copy)
+
+    again = run_search(dataclasses.replace(config, output=copy, resume=True))
+
+    after = snapshot(copy)
+    assert again["architecture"] == result["architecture"]
+    assert again["search_val_acc"] == result["search_val_acc"]
+    kept = [name for name in before if name.startswith(("checkpoints/", "logs/")) or name == "alphas.json"]
+    assert kept
+    for name in kept:
+        assert after[name] == before[name], name
+    assert set(after) == set(before)
+
+
+def test_output_file_rejected(cifar_root, tmp_path):
+    path = tmp_path / "a-file"
+    path.write_text("not a folder")
+
+    with pytest.raises(ValueError, match="not a folder"):
+        run_search(tiny_config(cifar_root, path))
+
+    assert path.read_text() == "not a folder"
+
+
+def test_subset_below_class_count_rejected(cifar_root, tmp_path):
+    config = dataclasses.replace(tiny_config(cifar_root, tmp_path / "out"), subset=5)
+
+    with pytest.raises(ValueError, match="--subset 5 is too small for 10 classes"):
+        run_search(config)
+
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error on a machine without CUDA")
+def test_gpu_without_cuda_rejected(cifar_root, tmp_path):
+    config = dataclasses.replace(tiny_config(cifar_root, tmp_path / "out"), device="gpu")
+
+    with pytest.raises(ValueError, match="--device cpu"):
+        run_search(config)
+
+    assert not (tmp_path / "out").exists()
+
+
 # --- command line ---------------------------------------------------------------------------
 
 
@@ -363,13 +427,15 @@ def test_cli_executable_exit_status(cifar_root, tmp_path):
     assert "Traceback" not in completed.stderr
 
 
-def test_cli_sigterm_keeps_epochs(cifar_root, tmp_path):
-    """SIGTERM ends a running search within a batch, with status 143, and keeps the finished epochs."""
+@pytest.mark.parametrize("signal_number, name", [(signal.SIGTERM, "SIGTERM"), (signal.SIGINT, "SIGINT")])
+def test_cli_signal_keeps_epochs(cifar_root, tmp_path, signal_number, name):
+    """SIGTERM or Ctrl-C ends a running search with status 128 + signal and keeps the finished epochs."""
     script = Path(sys.executable).with_name("noisydarts")
     if not script.is_file():
         pytest.skip(f"no noisydarts script next to {sys.executable}; install the package to run this test")
     output = tmp_path / "out"
     history_file = output / "alphas.json"
+    last_checkpoint = output / "checkpoints" / "last.ckpt"
 
     process = subprocess.Popen(
         [str(script), "search", "--data-root", str(cifar_root), "--output", str(output), "--epochs", "200",
@@ -378,21 +444,24 @@ def test_cli_sigterm_keeps_epochs(cifar_root, tmp_path):
     )
     try:
         deadline = time.monotonic() + 240
-        while not (history_file.is_file() and json.loads(history_file.read_text())):
+        while not last_checkpoint.is_file():
             assert process.poll() is None, process.communicate()[1][-3000:]
             assert time.monotonic() < deadline, "no epoch finished within 240 s"
             time.sleep(0.2)
-        process.send_signal(signal.SIGTERM)
+        process.send_signal(signal_number)
         stdout, stderr = process.communicate(timeout=60)
     finally:
         process.kill()
 
-    assert process.returncode == 128 + signal.SIGTERM, stdout[-2000:] + stderr[-3000:]
-    assert "received SIGTERM after" in stderr
+    assert process.returncode == 128 + signal_number, stdout[-2000:] + stderr[-3000:]
+    assert f"received {name}" in stderr
+    assert "--resume" in stderr
     assert "Traceback" not in stderr
     assert not (output / "result.json").exists()
 
+    # Ctrl-C can land after an epoch's record and before its checkpoint; resume drops that record.
     history = json.loads(history_file.read_text())
-    last = torch.load(output / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    last = torch.load(last_checkpoint, map_location="cpu", weights_only=False)
     assert 1 <= len(history) < 200
-    assert last["epoch"] == history[-1]["epoch"]
+    assert last["epoch"] in (history[-1]["epoch"], history[-1]["epoch"] - 1)
+    assert f"after {last['epoch'] + 1} of 200 epochs" in stderr

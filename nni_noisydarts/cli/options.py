@@ -28,13 +28,14 @@ def noise_settings(args: argparse.Namespace) -> dict:
             "decay_epochs": args.noise_decay_epochs}
 
 
-def data_root_or_default(data_root: Optional[Path]) -> Optional[Path]:
+def data_root_or_default(data_root: Optional[Path], must_exist: bool = True) -> Optional[Path]:
     """Return ``--data-root``, else ``$NOISYDARTS_DATA/cifar10-jpeg``, else None.
 
-    Raises UsageError when the folder does not exist, before any output is written.
+    Raises UsageError, before any output is written, when ``must_exist`` is set and the folder
+    does not exist. A download creates the folder, so it passes ``must_exist=False``.
     """
     root = data_root if data_root is not None else default_cifar_root()
-    if root is not None and not Path(root).expanduser().is_dir():
+    if must_exist and root is not None and not Path(root).expanduser().is_dir():
         source = "--data-root" if data_root is not None else "$NOISYDARTS_DATA/cifar10-jpeg"
         raise UsageError(f"{source} {str(root)!r} is not a folder; pass --data-root with the data set folder")
     return Path(root).expanduser() if root is not None else None

@@ -19,7 +19,7 @@ OVERRIDES = {
     "cutout": "cutout_length", "label_smoothing": "label_smoothing", "ema_decay": "ema_decay",
     "dropout": "dropout", "drop_connect": "drop_connect_rate", "autoaugment": "autoaugment",
     "resolution": "resolution", "width": "width", "cells": "cells", "width_mult": "width_mult",
-    "dataset": "dataset", "data_root": "data_root", "subset": "subset", "test_subset": "test_subset",
+    "dataset": "dataset", "data_root": "data_root", "download": "download", "subset": "subset", "test_subset": "test_subset",
     "seed": "seed", "device": "device", "num_workers": "num_workers", "eval_interval": "eval_interval",
 }
 
@@ -47,6 +47,9 @@ def add_parser(subparsers) -> None:
                                             "class folders) or an ImageNet-layout folder; default for CIFAR-10: "
                                             "$NOISYDARTS_DATA/cifar10-jpeg")
     parser.add_argument("--dataset", choices=["cifar10", "image-folder"], help="data set kind")
+    parser.add_argument("--download", action="store_const", const=True,
+                        help="cifar10: let torchvision download CIFAR-10 into --data-root when it has no copy "
+                             "(needs internet access)")
     parser.add_argument("--resume", nargs="?", const="auto", metavar="CHECKPOINT",
                         help="continue a run from CHECKPOINT (default: OUTPUT/last.pt)")
     parser.add_argument("--overwrite", action="store_true",
@@ -117,7 +120,7 @@ def run(args: argparse.Namespace) -> int:
     if args.choices is not None:
         overrides["model"] = "mobilenetv2-choices"
         overrides["choices"] = resolve_choices(args.choices)
-    if args.data_root is not None and not Path(args.data_root).expanduser().is_dir():
+    if args.data_root is not None and not args.download and not Path(args.data_root).expanduser().is_dir():
         raise UsageError(f"--data-root {args.data_root!r} not found; pass an existing data set folder")
 
     config = get_preset(args.preset, **overrides)

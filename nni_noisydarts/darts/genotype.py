@@ -195,6 +195,9 @@ def _parse_text_fields(text: str) -> dict:
             raise ValueError("unexpected text after the closing bracket")
         fields = {keyword.arg: ast.literal_eval(keyword.value) for keyword in call.keywords}
     except (SyntaxError, ValueError, TypeError) as error:
+        if isinstance(error, ValueError) and str(error).startswith("malformed node or string"):
+            # ast.literal_eval met an expression (an operator, a name or a call other than range).
+            error = "only literal lists of (op, node) pairs and range(a, b) are allowed, not expressions"
         raise GenotypeError(f"malformed genotype {text[:60]!r}: {error}") from None
     if call.args or any(name is None for name in fields):
         raise GenotypeError("genotype fields must be given by name: normal=, normal_concat=, reduce=, reduce_concat=")
@@ -225,7 +228,7 @@ def _validate_cell(name: str, edges: Iterable, primitives: Sequence[str]) -> Lis
         raise GenotypeError(f"{name} must be a list of (op, input_node) pairs, got {edges!r}")
     if len(edges) == 0 or len(edges) % INPUTS_PER_NODE != 0:
         raise GenotypeError(
-            f"{name} has {len(edges)} edges; a cell needs {INPUTS_PER_NODE} edges per intermediate node "
+            f"{name} has {len(edges)} edge{'' if len(edges) == 1 else 's'}; a cell needs {INPUTS_PER_NODE} edges per intermediate node "
             "(8 for the usual 4 nodes)"
         )
 

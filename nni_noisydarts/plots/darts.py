@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Dict, List
 
 import matplotlib.pyplot as plt
+from matplotlib.ticker import MaxNLocator
 import numpy as np
 
 from ..darts.genotype import Genotype, edge_index
@@ -54,6 +55,7 @@ def plot_alpha_evolution(history: List[dict], cell_type: str, path: Path, steps:
 
     for axis in axes[-1]:
         axis.set_xlabel("epoch")
+        axis.xaxis.set_major_locator(MaxNLocator(integer=True))  # shared x: sets every panel
     for row in axes:
         row[0].set_ylabel("softmax weight")
     handles, labels = axes[0][0].get_legend_handles_labels()
@@ -72,6 +74,7 @@ def plot_skip_counts(history: List[dict], path: Path) -> Path:
     for cell_type, marker in zip(CELL_TYPES, ("o", "s")):
         axis.plot(epochs, [record["skip_counts"][cell_type] for record in history], marker=marker, label=cell_type)
     axis.set_xlabel("epoch")
+    axis.xaxis.set_major_locator(MaxNLocator(integer=True))
     axis.set_ylabel("skip connections in derived cell")
     axis.set_ylim(-0.3, 8.3)
     axis.set_yticks(range(0, 9))

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import List
 
 import matplotlib.pyplot as plt
+from matplotlib.ticker import MaxNLocator
 import numpy as np
 from matplotlib.patches import FancyBboxPatch
 
@@ -48,6 +49,7 @@ def plot_layer_weights(history: List[dict], path: Path) -> Path:
     handles = [plt.Line2D([], [], color=CANDIDATE_COLOURS[name], label=name) for name in CANDIDATES]
     figure.legend(handles=handles, loc="lower right", ncol=2, fontsize=9)
     figure.supxlabel("epoch")
+    axes.flat[0].xaxis.set_major_locator(MaxNLocator(integer=True))  # shared x: sets every panel
     figure.supylabel("softmax weight")
     figure.suptitle("Architecture weights per layer (skip drawn thick)")
     figure.tight_layout(rect=(0, 0, 1, 0.97))
@@ -78,6 +80,7 @@ def plot_dominant_candidates(history: List[dict], path: Path) -> Path:
                  hatch="//" if name == SKIP else None, edgecolor="white", linewidth=0.5)
         bottom += counts[:, column]
     axis.set_xlabel("epoch")
+    axis.xaxis.set_major_locator(MaxNLocator(integer=True))
     axis.set_ylabel("layers dominated")
     axis.set_ylim(0, len(LAYER_SPECS))
     axis.legend(loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=9)

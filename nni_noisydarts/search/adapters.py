@@ -63,7 +63,8 @@ class DartsAdapter(SpaceAdapter):
         return space
 
     def load_train_set(self, config: SearchConfig) -> Dataset:
-        return datasets.load_cifar10(config.data_root, train=True, transform=datasets.cifar_search_transform())
+        return datasets.load_cifar10(config.data_root, train=True, transform=datasets.cifar_search_transform(),
+                                     download=config.download)
 
     def derive(self, probs: Probs):
         from ..darts.space import genotype_from_probs

@@ -7,6 +7,8 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Optional
 
+import torch
+
 from ..noise import NoiseConfig
 
 SPACES = ("darts", "mobilenetv2")
@@ -18,6 +20,7 @@ class SearchConfig:
 
     space: str = "darts"
     data_root: Optional[Path] = None
+    download: bool = False     # let torchvision fetch CIFAR-10 into data_root when no copy is there
     output: Path = Path("runs/search")
     epochs: int = 50
     batch_size: int = 64
@@ -62,6 +65,9 @@ class SearchConfig:
             raise ValueError(f"gradient_clip must be > 0 or None (no clipping), got {self.gradient_clip}")
         if self.device not in ("auto", "cpu", "gpu"):
             raise ValueError(f"device must be auto, cpu or gpu, got {self.device!r}")
+        if self.device == "gpu" and not torch.cuda.is_available():
+            raise ValueError("device 'gpu' was requested but PyTorch sees no CUDA device; "
+                             "pass --device cpu or --device auto")
         if self.data_root is None:
             raise ValueError("no data root: pass --data-root DIR or set NOISYDARTS_DATA")
         return self

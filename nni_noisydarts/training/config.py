@@ -33,6 +33,7 @@ class TrainConfig:
     # Data.
     dataset: str = "cifar10"
     data_root: Optional[str] = None
+    download: bool = False  # let torchvision fetch CIFAR-10 into data_root when no copy is there
     resolution: Optional[int] = None
     subset: Optional[int] = None
     test_subset: Optional[int] = None

@@ -30,6 +30,8 @@ def resolve_data_root(config: TrainConfig) -> Path:
         if root is None or config.dataset != "cifar10":
             raise FileNotFoundError(f"no data folder given: pass --data-root (or set {DATA_ENV} to the folder "
                                     f"that contains '{CIFAR_FOLDER}' for CIFAR-10)")
+    if config.download and config.dataset == "cifar10":
+        root.mkdir(parents=True, exist_ok=True)
     if not root.is_dir():
         raise FileNotFoundError(f"data root {str(root)!r} not found; pass --data-root with an existing folder")
     return root
@@ -40,8 +42,9 @@ def build_datasets(config: TrainConfig) -> Tuple[Dataset, Dataset, int]:
     root = resolve_data_root(config)
     if config.dataset == "cifar10":
         train_set = load_cifar10(root, train=True, transform=cifar_transforms(
-            True, config.cutout_length, config.autoaugment, config.resolution))
-        test_set = load_cifar10(root, train=False, transform=cifar_transforms(False, resolution=config.resolution))
+            True, config.cutout_length, config.autoaugment, config.resolution), download=config.download)
+        test_set = load_cifar10(root, train=False, transform=cifar_transforms(False, resolution=config.resolution),
+                                download=config.download)
         num_classes = 10
     else:
         resolution = config.resolution or 224
