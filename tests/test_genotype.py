@@ -346,6 +346,16 @@ def test_unknown_op_rejected():
         parse_genotype(text)
 
 
+@pytest.mark.parametrize("expression", ["[('sep_conv_3x3', 0), ('sep_conv_3x3', 1)] * 4", "__import__('os')"])
+def test_expression_rejected(expression):
+    """Only literals are read; an expression is reported as such and never evaluated."""
+    text = (f"Genotype(normal={expression}, normal_concat=range(2, 6), "
+            "reduce=[('max_pool_3x3', 0), ('max_pool_3x3', 1)], reduce_concat=range(2, 6))")
+
+    with pytest.raises(GenotypeError, match="not expressions"):
+        parse_genotype(text)
+
+
 def test_none_op_rejected():
     """The zero op of the original DARTS space is no candidate here."""
     text = replace_first(NOISYDARTS_A_TEXT, "('sep_conv_3x3', 1)", "('none', 1)")

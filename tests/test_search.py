@@ -21,7 +21,8 @@ import torch
 from PIL import Image
 
 from interrupt import InterruptAtEpoch, Interrupted
-from nni_noisydarts.cli import main
+from nni_noisydarts.cli import build_parser, main
+from nni_noisydarts.cli.search import config_from_args
 from nni_noisydarts.darts.genotype import edge_index, parse_genotype
 from nni_noisydarts.darts.ops import PRIMITIVES
 from nni_noisydarts.darts.space import genotype_from_probs
@@ -308,9 +309,9 @@ def test_resume_finished_search_keeps_files(uninterrupted, tmp_path):
     after = snapshot(copy)
     assert again["architecture"] == result["architecture"]
     assert again["search_val_acc"] == result["search_val_acc"]
-    kept = [name for name in before if name.startswith(("checkpoints/", "logs/")) or name == "alphas.json"]
-    assert kept
-    for name in kept:
+    records_and_logs = [name for name in before if name.startswith(("checkpoints/", "logs/")) or name == "alphas.json"]
+    assert records_and_logs
+    for name in records_and_logs:
         assert after[name] == before[name], name
     assert set(after) == set(before)
 
@@ -401,6 +402,17 @@ def test_cli_resume_empty_folder(capsys, tmp_path):
     assert str(tmp_path) in errors[0]
 
 
+def test_cli_download_accepts_new_folder(tmp_path):
+    """With --download the data folder may not exist yet, and the flag reaches the search settings."""
+    args = build_parser().parse_args(["search", "--download", "--data-root", str(tmp_path / "new"),
+                                      "--output", str(tmp_path / "out")])
+
+    config = config_from_args(args)
+
+    assert config.download is True
+    assert config.data_root == tmp_path / "new"
+
+
 def test_cli_unknown_choice(capsys, tmp_path):
     with pytest.raises(SystemExit) as exit_info:
         main(["search", "--noise", "laplace", "--output", str(tmp_path)])
@@ -459,7 +471,7 @@ def test_cli_signal_keeps_epochs(cifar_root, tmp_path, signal_number, name):
     assert "Traceback" not in stderr
     assert not (output / "result.json").exists()
 
-    # Ctrl-C can land after an epoch's record and before its checkpoint; resume drops that record.
+    # Ctrl-C can land after an epoch's record and before its checkpoint. Resume drops such a record.
     history = json.loads(history_file.read_text())
     last = torch.load(last_checkpoint, map_location="cpu", weights_only=False)
     assert 1 <= len(history) < 200

@@ -66,7 +66,7 @@ class SearchConfig:
         if self.device not in ("auto", "cpu", "gpu"):
             raise ValueError(f"device must be auto, cpu or gpu, got {self.device!r}")
         if self.device == "gpu" and not torch.cuda.is_available():
-            raise ValueError("device 'gpu' was requested but PyTorch sees no CUDA device; "
+            raise ValueError("device 'gpu' was requested but PyTorch finds no CUDA device; "
                              "pass --device cpu or --device auto")
         if self.data_root is None:
             raise ValueError("no data root: pass --data-root DIR or set NOISYDARTS_DATA")
@@ -86,7 +86,7 @@ def _positive_int(name: str, value) -> None:
 
 
 #: Presets per space. ``paper`` contains the published settings, and ``quick`` finishes on a
-#: 2-core CPU within minutes on a few thousand real images.
+#: 2-core CPU within minutes on 600 to 2,000 real images.
 PRESETS = {
     ("darts", "paper"): dict(epochs=50, batch_size=64, learning_rate=0.025, min_learning_rate=0.001,
                              weight_decay=3e-4, arc_learning_rate=3e-4, gradient_clip=5.0,

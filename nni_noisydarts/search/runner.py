@@ -68,7 +68,7 @@ def load_search_config(output: Path) -> SearchConfig:
 
 
 def _check_output(config: SearchConfig) -> Optional[Path]:
-    """Refuse to start a fresh search over the results of another one.
+    """Reject a fresh search over the results of another one.
 
     Returns the checkpoint that a resumed search continues from, or None when the search
     starts at its first epoch.
