@@ -453,6 +453,9 @@ def test_cli_signal_keeps_epochs(cifar_root, tmp_path, signal_number, name):
         [str(script), "search", "--data-root", str(cifar_root), "--output", str(output), "--epochs", "200",
          "--batch-size", "8", "--width", "4", "--cells", "3", "--subset", "32", "--device", "cpu"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        # A shell starts background jobs with SIGINT ignored, and Python keeps it ignored, as a
+        # terminal user's search would not. Restore the default so that Ctrl-C reaches Python.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     try:
         deadline = time.monotonic() + 240
