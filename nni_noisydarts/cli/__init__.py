@@ -58,8 +58,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         print(f"noisydarts {args.command}: error: {error}", file=sys.stderr)
         return 2
     except Exception as error:
-        # An exception that carries ``exit_status`` (a search stopped by SIGTERM) is an expected
-        # end of the command: show its message and exit with that status.
+        # An exception that carries ``exit_status`` (a search stopped by SIGTERM or Ctrl-C) is an
+        # expected end of the command, so show its message and exit with that status.
         status = getattr(error, "exit_status", None)
         if status is None:
             raise

@@ -35,7 +35,13 @@ def data_root_or_default(data_root: Optional[Path], must_exist: bool = True) -> 
     does not exist. A download creates the folder, so it passes ``must_exist=False``.
     """
     root = data_root if data_root is not None else default_cifar_root()
-    if must_exist and root is not None and not Path(root).expanduser().is_dir():
-        source = "--data-root" if data_root is not None else "$NOISYDARTS_DATA/cifar10-jpeg"
-        raise UsageError(f"{source} {str(root)!r} is not a folder; pass --data-root with the data set folder")
+    if must_exist and root is not None:
+        require_folder(root, "--data-root" if data_root is not None else "$NOISYDARTS_DATA/cifar10-jpeg")
     return Path(root).expanduser() if root is not None else None
+
+
+def require_folder(path, source: str) -> None:
+    """Raise UsageError naming ``source`` (the option or variable that gave ``path``) unless it is a folder."""
+    if not Path(path).expanduser().is_dir():
+        raise UsageError(f"{source} {str(path)!r} not found or not a folder; pass --data-root with an existing "
+                         "data set folder")

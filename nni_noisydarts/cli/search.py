@@ -28,7 +28,8 @@ def add_parser(subparsers) -> None:
                              "(needs internet access)")
     parser.add_argument("--output", type=Path, default=Path("runs/search"), help="output folder (default: runs/search)")
     parser.add_argument("--preset", choices=["quick", "paper"], default="quick",
-                        help="quick: minutes on a 2-core CPU with a small supernet and 2,000 images (600 for mobilenetv2); "
+                        help="quick: minutes on a 2-core CPU with a small supernet and 2,000 images "
+                             "(600 for mobilenetv2); "
                              "paper: the published settings for a GPU (default: quick)")
 
     add_noise_options(parser.add_argument_group("noise"))
@@ -59,8 +60,8 @@ def config_from_args(args: argparse.Namespace):
     noise = NoiseConfig(**noise_settings(args))
     return preset(
         args.space, args.preset,
-        data_root=data_root, download=args.download, output=args.output, noise=noise, epochs=args.epochs, batch_size=args.batch_size,
-        learning_rate=args.learning_rate, arc_learning_rate=args.arc_learning_rate, width=args.width,
+        data_root=data_root, download=args.download, output=args.output, noise=noise, epochs=args.epochs,
+        batch_size=args.batch_size, learning_rate=args.learning_rate, arc_learning_rate=args.arc_learning_rate, width=args.width,
         cells=args.cells, resolution=args.resolution, subset=args.subset, seed=args.seed, workers=args.workers,
         device=args.device,
     )

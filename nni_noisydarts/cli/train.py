@@ -10,6 +10,7 @@ from ..darts.zoo import GENOTYPES, genotype_names
 from ..training import get_preset, preset_names, run_training
 from ..training.models import load_genotype_argument
 from . import UsageError
+from .options import require_folder
 
 #: Command-line option to ``TrainConfig`` field, for the options that override one preset value.
 OVERRIDES = {
@@ -19,7 +20,8 @@ OVERRIDES = {
     "cutout": "cutout_length", "label_smoothing": "label_smoothing", "ema_decay": "ema_decay",
     "dropout": "dropout", "drop_connect": "drop_connect_rate", "autoaugment": "autoaugment",
     "resolution": "resolution", "width": "width", "cells": "cells", "width_mult": "width_mult",
-    "dataset": "dataset", "data_root": "data_root", "download": "download", "subset": "subset", "test_subset": "test_subset",
+    "dataset": "dataset", "data_root": "data_root", "download": "download", "subset": "subset",
+    "test_subset": "test_subset",
     "seed": "seed", "device": "device", "num_workers": "num_workers", "eval_interval": "eval_interval",
 }
 
@@ -120,8 +122,8 @@ def run(args: argparse.Namespace) -> int:
     if args.choices is not None:
         overrides["model"] = "mobilenetv2-choices"
         overrides["choices"] = resolve_choices(args.choices)
-    if args.data_root is not None and not args.download and not Path(args.data_root).expanduser().is_dir():
-        raise UsageError(f"--data-root {args.data_root!r} not found; pass an existing data set folder")
+    if args.data_root is not None and not args.download:
+        require_folder(args.data_root, "--data-root")
 
     config = get_preset(args.preset, **overrides)
     results = run_training(config, args.output, resume=args.resume, overwrite=args.overwrite)

@@ -228,8 +228,8 @@ def _validate_cell(name: str, edges: Iterable, primitives: Sequence[str]) -> Lis
         raise GenotypeError(f"{name} must be a list of (op, input_node) pairs, got {edges!r}")
     if len(edges) == 0 or len(edges) % INPUTS_PER_NODE != 0:
         raise GenotypeError(
-            f"{name} has {len(edges)} edge{'' if len(edges) == 1 else 's'}; a cell needs {INPUTS_PER_NODE} edges per intermediate node "
-            "(8 for the usual 4 nodes)"
+            f"{name} has {len(edges)} edge{'' if len(edges) == 1 else 's'}; a cell needs {INPUTS_PER_NODE} "
+            "edges per intermediate node (8 for the usual 4 nodes)"
         )
 
     cell: List[Edge] = []

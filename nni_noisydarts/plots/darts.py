@@ -6,8 +6,8 @@ from pathlib import Path
 from typing import Dict, List
 
 import matplotlib.pyplot as plt
-from matplotlib.ticker import MaxNLocator
 import numpy as np
+from matplotlib.ticker import MaxNLocator
 
 from ..darts.genotype import Genotype, edge_index
 from ..darts.ops import PRIMITIVES

@@ -6,9 +6,9 @@ from pathlib import Path
 from typing import List
 
 import matplotlib.pyplot as plt
-from matplotlib.ticker import MaxNLocator
 import numpy as np
 from matplotlib.patches import FancyBboxPatch
+from matplotlib.ticker import MaxNLocator
 
 from ..mobilenetv2.choices import LAYER_SPECS, MBCONV_NAMES, SKIP, MobileNetV2Choices, parse_candidate
 

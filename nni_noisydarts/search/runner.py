@@ -50,6 +50,7 @@ class SearchInterrupted(RuntimeError):
         super().__init__(message)
         self.exit_status = exit_status
 
+
 CONFIG_FILE = "search_config.json"
 HISTORY_FILE = "alphas.json"
 LAST_CHECKPOINT = "checkpoints/last.ckpt"
@@ -130,6 +131,12 @@ def run_search(config: SearchConfig, on_epoch_end: Optional[Callable[[dict], Non
     output = Path(config.output)
     adapter = get_adapter(config.space)
 
+    history: List[dict] = _load_history(output) if resume_checkpoint is not None else []
+    if history and history[-1]["epoch"] + 1 >= config.epochs:
+        logger.info("the search in %s already completed all %d epochs; rewriting its final outputs from the records",
+                    output, config.epochs)
+        return _write_final_outputs(adapter, config, history, output)
+
     # Data: the training set halves into search-train (weights) and search-val (alphas).
     train_set = adapter.load_train_set(config)  # before build_space: it fixes the number of classes
     _check_subset(config, train_set)
@@ -146,13 +153,8 @@ def run_search(config: SearchConfig, on_epoch_end: Optional[Callable[[dict], Non
 
     # Only now, with the settings, data and space checked, does anything go to the output folder.
     output.mkdir(parents=True, exist_ok=True)
-    history: List[dict] = _load_history(output) if resume_checkpoint is not None else []
     if not config.resume:
         write_json_atomic(output / CONFIG_FILE, config.to_dict())
-    if history and history[-1]["epoch"] + 1 >= config.epochs:
-        logger.info("the search in %s already completed all %d epochs; rewriting its final outputs from the records",
-                    output, config.epochs)
-        return _write_final_outputs(adapter, config, history, output)
 
     recorder = SearchRecorder(adapter, output, history, on_epoch_end)
     checkpoint = ModelCheckpoint(
